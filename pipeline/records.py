@@ -8,6 +8,7 @@ from typing import Optional
 
 # Reject reason codes: every input that is not written is reported with one of these.
 MISSING_FILE = "missing_file"
+UNREADABLE_FILE = "unreadable_file"  # exists but cannot be read (permissions, I/O error)
 EMPTY_FILE = "empty_file"
 UNDECODABLE_IMAGE = "undecodable_image"  # truncated, corrupt, or not an image (an HTML page)
 TOO_MANY_PIXELS = "too_many_pixels"  # decompression-bomb guard
@@ -18,7 +19,8 @@ DUPLICATE_IMAGE_ID = "duplicate_image_id"  # the same id appears more than once 
 MULTIPLE_ANNOTATIONS = "multiple_annotations"  # more than one annotation for one image
 UNANNOTATED_IMAGE = "unannotated_image"  # image in a labelled split without an annotation
 
-REASONS = (MISSING_FILE, EMPTY_FILE, UNDECODABLE_IMAGE, TOO_MANY_PIXELS, PATH_ESCAPES_ROOT,
+REASONS = (MISSING_FILE, UNREADABLE_FILE, EMPTY_FILE, UNDECODABLE_IMAGE, TOO_MANY_PIXELS,
+           PATH_ESCAPES_ROOT,
            UNKNOWN_CATEGORY, UNKNOWN_IMAGE, DUPLICATE_IMAGE_ID, MULTIPLE_ANNOTATIONS,
            UNANNOTATED_IMAGE)
 

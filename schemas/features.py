@@ -63,7 +63,10 @@ def to_example(values: Mapping[str, Any]) -> bytes:
             feature[f.key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
         else:
             feature[f.key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # `feature` is a protobuf map: without `deterministic`, its serialized order can change
+    # from one process to the next, and reruns would not be byte-identical.
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_spec() -> dict:

@@ -1,0 +1,28 @@
+"""Installs inat-tfrecords; also what Dataflow workers install (`--setup_file ./setup.py`)."""
+
+import setuptools
+
+setuptools.setup(
+    name="inat-tfrecords",
+    version="0.1.0",
+    description="iNaturalist images + annotations -> sharded TFRecords (Apache Beam), and a "
+                "tf.data trainer that keeps a GPU fed",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["pipeline", "schemas", "beam_jobs", "train",
+                                               "train.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "apache-beam>=2.60",
+        # Beam's TFRecord I/O needs a CRC library; crcmod's pure-Python fallback is ~30x slower.
+        "google-crc32c>=1.5",
+        "pillow>=10",
+        "numpy>=1.24",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "matplotlib>=3.7"],
+        "plot": ["matplotlib>=3.7"],  # the weight-decay figure
+        "tensorboard": ["tensorboard>=2.16"],  # to view the trainer's logs
+        "gcp": ["apache-beam[gcp]>=2.60"],  # gs:// paths and DataflowRunner
+    },
+)
