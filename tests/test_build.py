@@ -106,7 +106,7 @@ def test_outputs_follow_the_contract(built):
         "Primus primus", "Secundus secundus", "Tertius tertius"]
     assert info.class_weighting["scheme"] == "inverse"
     assert json.loads((out / layout.BUILD_CONFIG).read_text())["max_side"] == 64
-    leftovers = [p.name for p in out.iterdir() if p.name.startswith(("_tmp", ".incomplete"))
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith("_tmp") or ".incomplete" in p.name
                  or ".tmp-" in p.name]
     assert not leftovers, leftovers
 
@@ -197,3 +197,21 @@ def test_job_graph_does_not_grow_with_the_dataset(tmp_path):
         build.build_pipeline(p, config, plan_build(config.annotations, config.output_dir))
         sizes.append(len(p.to_runner_api().SerializeToString()))
     assert abs(sizes[1] - sizes[0]) < 1000, sizes
+
+
+def test_quickstart_command_builds_the_bundled_sample(tmp_path):
+    """The README's first command, run in a fresh folder: no flags but the runner."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    result = subprocess.run([sys.executable, "-m", "beam_jobs.build", "--runner", "DirectRunner"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "outputs" / "sample_tfrecords"
+    info = layout.BuildInfo.from_json((out / layout.BUILD_INFO).read_text())
+    assert info.num_classes >= 10 and set(info.splits) == {"train", "val"}
+    counts = np.loadtxt(out / layout.LABEL_COUNTS, dtype=int)
+    assert counts.sum() == info.splits["train"].num_records
+    assert counts.max() >= 5 * counts.min(), "the sample is long-tailed"
+    rejects = (out / layout.REJECTS).read_text().splitlines()
+    assert len(rejects) == 1 and "truncated" in rejects[0]  # the sample's one corrupt image
+    assert "build complete" in result.stderr
