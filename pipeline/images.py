@@ -93,7 +93,7 @@ def normalize_image(data: bytes, *, max_side: int | None = None,
 
     img = _decode(img, target)
     img = _to_rgb(img)
-    if target is not None and img.size != target:
+    if target is not None and not _within_a_pixel(img.size, target):
         # Antialiased bicubic (Pillow widens the kernel when shrinking): the filter of
         # PIL.thumbnail and torchvision, visually on par with LANCZOS here at ~2/3 of its cost.
         # reducing_gap speeds up large non-JPEG shrinks (a box reduce first), invisibly.
@@ -140,6 +140,13 @@ def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(1, round(width * scale)), max_side
 
 
+def _within_a_pixel(size: tuple[int, int], target: tuple[int, int]) -> bool:
+    """True when a scaled JPEG decode already gave the target size but for rounding: libjpeg
+    rounds the scaled sides up, the target rounds to nearest. A full resize for one pixel row
+    would cost as much as the decode itself, for an aspect change under 0.5%."""
+    return max(size) == max(target) and abs(min(size) - min(target)) <= 1
+
+
 def _orientation(img: Image.Image) -> int:
     """EXIF (or XMP) orientation 1..8; 1 when absent or invalid."""
     try:
@@ -172,11 +179,15 @@ def _verify_jpeg(img: Image.Image) -> None:
 
 def _decode(img: Image.Image, target: tuple[int, int] | None) -> Image.Image:
     """Decodes the pixels, at reduced scale when a JPEG shrinks by 2x or more."""
-    if target is not None and img.format in ("JPEG", "MPO"):
-        if min(img.width // target[0], img.height // target[1]) >= 2:
-            # libjpeg picks the largest 1/2, 1/4, 1/8 scale that stays >= target, so the
-            # final resize is still a (small) downscale.
-            img.draft("RGB", target)
+    if target is not None and img.format in ("JPEG", "MPO") and max(img.size) >= 2 * max(target):
+        # Pillow picks the largest 1/2, 1/4, 1/8 scale s with size // request >= s. Asking for
+        # the exact scaled size rounded down (not the rounded target) keeps e.g. 623 -> 311.5
+        # eligible for s = 2; libjpeg rounds up, so the result is never below the target's
+        # longer side and the final resize is still a (small) downscale or none at all.
+        longer = max(img.size)
+        longer_target = max(target)
+        img.draft("RGB", (max(1, img.width * longer_target // longer),
+                          max(1, img.height * longer_target // longer)))
     _load(img)
     return img
 
