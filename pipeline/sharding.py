@@ -135,9 +135,11 @@ def write_tfrecord_file(records: Iterable[bytes], path: str) -> None:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     local_dest = "://" not in path
-    tmp_dir = os.path.dirname(path) if local_dest else None
-    fd, local_tmp = tempfile.mkstemp(prefix=".incomplete-", suffix=".tfrecord", dir=tmp_dir)
-    os.close(fd)
+    if local_dest:
+        local_tmp = f"{path}.incomplete-{uuid.uuid4().hex}"
+    else:
+        fd, local_tmp = tempfile.mkstemp(prefix="incomplete-", suffix=".tfrecord")
+        os.close(fd)
     try:
         with tf.io.TFRecordWriter(local_tmp) as writer:
             for record in records:
