@@ -1,6 +1,6 @@
 """Build-job throughput against a naive single-process loop, measured in the same run.
 
-    python -m benchmarks.build                       # 6,000 images, both cases
+    python -m benchmarks.build                       # 12,000 images, all cases
     python -m benchmarks.build --num_images 2000 --workers 2
 
 Generates (once, cached under outputs/bench_build/) iNat2018-like JPEGs: 800 px on the longer
@@ -35,13 +35,14 @@ CACHE = "outputs/bench_build"
 
 
 def _make_image(seed: int) -> bytes:
-    """An 800-px photo-like JPEG: smooth colour field + blobs + fine noise (~100-250 KB)."""
+    """An 800-px photo-like JPEG: a smooth random colour field plus fine grain (~100-250 KB)."""
     rng = np.random.default_rng(seed)
     w, h = (800, int(rng.integers(530, 640))) if seed % 3 else (int(rng.integers(530, 640)), 800)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.stack([np.sin(xx / rng.uniform(30, 90) + c) * np.cos(yy / rng.uniform(30, 90) - c)
-                     for c in rng.uniform(0, 6, 3)], axis=-1)
-    pixels = 127 + 80 * base + rng.normal(0, rng.uniform(6, 14), (h, w, 3))
+    coarse = rng.integers(0, 256, (int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3),
+                          dtype=np.uint8)
+    field = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), np.int16)
+    grain = int(rng.integers(8, 24))  # sets the file size, like texture in real photos
+    pixels = field + rng.integers(-grain, grain + 1, (h, w, 3), dtype=np.int16)
     out = io.BytesIO()
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=92)
     return out.getvalue()
@@ -109,8 +110,9 @@ def naive(ann_path: str, out_path: str, max_side: int = 400) -> float:
     return len(doc["images"]) / (time.monotonic() - start)
 
 
-def ours(ann_path: str, out_dir: str, workers: int, extra: list[str]) -> float:
-    """Runs the build job as a user would; returns images/s over the whole command."""
+def ours(ann_path: str, out_dir: str, workers: int, extra: list[str]) -> tuple[float, float]:
+    """Runs the build job as a user would; returns (images/s over the whole command, peak RSS
+    in MiB of the largest process it started)."""
     with open(ann_path) as f:
         n = len(json.load(f)["images"])
     cmd = [sys.executable, "-m", "beam_jobs.build", "--runner", "DirectRunner",
@@ -118,14 +120,24 @@ def ours(ann_path: str, out_dir: str, workers: int, extra: list[str]) -> float:
            "--annotations", f"train={ann_path}", "--output_dir", out_dir,
            "--max_reject_fraction", "0"] + extra
     start = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return n / (time.monotonic() - start)
+    # A wrapper process per run, so that RUSAGE_CHILDREN's max RSS is this run's alone.
+    wrapped = [sys.executable, "-c", _MEASURE, *cmd]
+    result = subprocess.run(wrapped, check=True, capture_output=True, text=True)
+    return n / (time.monotonic() - start), float(result.stdout.strip().splitlines()[-1])
+
+
+# Runs argv[1:] and prints the peak RSS (MiB) of its largest descendant.
+_MEASURE = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+"""
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_images", type=int, default=6000)
+    parser.add_argument("--num_images", type=int, default=12000)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     ann_path = make_dataset(os.path.join(CACHE, f"raw_{args.num_images}"), args.num_images)
@@ -137,15 +149,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         a = naive(ann_path, os.path.join(tmp, "naive.tfrecord"))
         logging.info("(a) naive loop: %.0f images/s", a)
-        b = ours(ann_path, os.path.join(tmp, "resize"), args.workers, ["--max_side", "400"])
-        logging.info("(b) beam_jobs.build --max_side 400: %.0f images/s", b)
-        c = ours(ann_path, os.path.join(tmp, "pass"), args.workers, [])
-        logging.info("(c) beam_jobs.build passthrough: %.0f images/s", c)
+        b, b_rss = ours(ann_path, os.path.join(tmp, "resize"), args.workers,
+                        ["--max_side", "400"])
+        logging.info("(b) beam_jobs.build --max_side 400: %.0f images/s, peak RSS %.0f MiB",
+                     b, b_rss)
+        c, c_rss = ours(ann_path, os.path.join(tmp, "pass"), args.workers, [])
+        logging.info("(c) beam_jobs.build passthrough: %.0f images/s, peak RSS %.0f MiB",
+                     c, c_rss)
     print(json.dumps({"num_images": args.num_images, "workers": args.workers,
                       "naive_img_per_s": round(a, 1), "ours_resize_img_per_s": round(b, 1),
                       "ours_passthrough_img_per_s": round(c, 1),
                       "ratio_resize_vs_naive": round(b / a, 2),
-                      "ratio_passthrough_vs_naive": round(c / a, 2)}))
+                      "ratio_passthrough_vs_naive": round(c / a, 2),
+                      "source_mib": round(src_bytes / 2**20),
+                      "peak_rss_mib": {"resize": round(b_rss), "passthrough": round(c_rss)}}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Small experiments that back claims in docs/ with real runs of the trainer."""
