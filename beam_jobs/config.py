@@ -15,7 +15,6 @@ from typing import Optional, Sequence
 from pipeline import images, sharding, weights
 from schemas import layout
 
-SAMPLE_OUTPUT_DIR = "outputs/sample_tfrecords"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder that file_name is relative to (default: the annotation "
                         "file's folder)")
     p.add_argument("--output_dir", default=None,
-                   help=f"output folder (default for the sample: {SAMPLE_OUTPUT_DIR})")
+                   help=f"output folder (default for the sample: {layout.SAMPLE_BUILD_DIR})")
     p.add_argument("--dataset_name", default=None,
                    help="shard file prefix, [a-zA-Z]\\w* (default: the images folder's name)")
     p.add_argument("--max_side", type=int, default=None,
@@ -113,7 +112,7 @@ def parse_args(argv: Sequence[str]) -> tuple[BuildConfig, list[str]]:
         dataset = sample_data.ensure_sample()
         args.annotations = sorted(dataset.annotations.items())
         args.images_root = args.images_root or dataset.images_root
-        args.output_dir = args.output_dir or SAMPLE_OUTPUT_DIR
+        args.output_dir = args.output_dir or layout.SAMPLE_BUILD_DIR
     if not args.output_dir:
         parser.error("--output_dir is required when --annotations are given")
     splits = [split for split, _ in args.annotations]

@@ -13,8 +13,8 @@ reader and the model compete for the same cores, so the line also gives the read
 ratio a reader that never stalls the model would reach here. On a GPU the reader has the CPU
 alone and that bound is 1.
 
-Without --data_dir it uses outputs/sample_tfrecords when that build exists, else writes
-iNat-like shards (400x300 JPEGs, ~30-40 KB) to a temporary folder with its own small writer.
+Without --data_dir it uses the bundled sample's build (outputs/sample_tfrecords), running
+`python -m beam_jobs.build` first if that folder holds no complete build.
 """
 
 from __future__ import annotations
@@ -24,65 +24,17 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 
+from beam_jobs import build
+from schemas import layout
+
 log = logging.getLogger(__name__)
 
-SAMPLE_BUILD = "outputs/sample_tfrecords"
-
-
-def write_shards(out_dir: str, *, num_classes: int = 10, per_class: int = 40,
-                 num_shards: int = 4, size=(400, 300), seed: int = 0) -> None:
-    """A complete small build output folder of smooth, photo-sized JPEGs (see schemas/layout)."""
-    import io  # pylint: disable=import-outside-toplevel
-
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-
-    from schemas import features, layout  # pylint: disable=import-outside-toplevel
-
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.repeat(np.arange(num_classes), per_class))
-    width, height = size
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    shards = []
-    writers = [tf.io.TFRecordWriter(os.path.join(out_dir, layout.shard_name(
-        "bench", "train", i, num_shards))) for i in range(num_shards)]
-    for n, label in enumerate(labels):
-        base = 255 * np.array([(label * 37 % 100) / 100, (label * 61 % 100) / 100, 0.5])
-        slope = rng.uniform(-60, 60, size=(2, 3))
-        pixels = base + (xx / width)[..., None] * slope[0] + (yy / height)[..., None] * slope[1]
-        pixels += rng.normal(0, 8, size=pixels.shape)
-        buffer = io.BytesIO()
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG",
-                                                                       quality=90)
-        writers[n % num_shards].write(features.to_example({
-            "image": buffer.getvalue(), "format": features.IMAGE_FORMAT, "height": height,
-            "width": width, "label": int(label), "label_text": f"class {label}",
-            "supercategory": 0, "source_id": str(n)}))
-    for i, writer in enumerate(writers):
-        writer.close()
-        shards.append(layout.ShardInfo(layout.shard_name("bench", "train", i, num_shards),
-                                       len(labels[i::num_shards])))
-    counts = np.bincount(labels, minlength=num_classes)
-    for name, lines in ((layout.LABEL_COUNTS, counts), (layout.CLASS_WEIGHTS, [1.0] * num_classes),
-                        (layout.LABELS, [f"class {c}" for c in range(num_classes)])):
-        with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
-            f.write("".join(f"{line}\n" for line in lines))
-    info = layout.BuildInfo(
-        schema_version=features.SCHEMA_VERSION, dataset_name="bench", num_classes=num_classes,
-        splits={"train": layout.SplitInfo(len(labels), tuple(shards), {}, "generated", "")},
-        supercategories=("all",), class_weighting={"scheme": "none"},
-        files={"label_counts": layout.LABEL_COUNTS, "class_weights": layout.CLASS_WEIGHTS,
-               "labels": layout.LABELS}, options={"generated_by": "benchmarks.input_bound"})
-    with open(os.path.join(out_dir, layout.BUILD_INFO), "w", encoding="utf-8") as f:
-        f.write(info.to_json())
-
-
+SAMPLE_BUILD = layout.SAMPLE_BUILD_DIR
 # Untimed steps at the start of every timed window: while another input was being timed, this
 # iterator's background threads filled their prefetch buffers, a head start to use up first.
 DRAIN_STEPS = 5
@@ -156,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="python -m benchmarks.input_bound",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--data_dir", help=f"default: {SAMPLE_BUILD} if built, else generated shards")
+    p.add_argument("--data_dir", help=f"default: {SAMPLE_BUILD} (built if missing)")
     p.add_argument("--model", default="small_cnn")
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=32)
@@ -164,15 +116,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args(argv)
     data_dir = args.data_dir
-    with tempfile.TemporaryDirectory() as tmp:
-        if data_dir is None and os.path.exists(os.path.join(SAMPLE_BUILD, "build_info.json")):
-            data_dir = SAMPLE_BUILD
-        elif data_dir is None:
-            log.info("No --data_dir and no sample build: generating shards in %s", tmp)
-            write_shards(tmp)
-            data_dir = tmp
-        result = measure(data_dir, args.model, args.image_size, args.batch_size, args.steps,
-                         args.rounds)
+    if data_dir is None:
+        data_dir = SAMPLE_BUILD
+        if not os.path.exists(os.path.join(data_dir, layout.BUILD_INFO)):
+            log.info("No --data_dir and no sample build: building the sample first")
+            if build.main(["--runner", "FnApiRunner"]) != 0:
+                return 1
+    result = measure(data_dir, args.model, args.image_size, args.batch_size, args.steps,
+                     args.rounds)
     sys.stdout.write(json.dumps(result) + "\n")  # the result line, machine-readable
     return 0
 

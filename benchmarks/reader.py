@@ -1,6 +1,6 @@
 """Input throughput: the original TF1 queue-runner + feed_dict path against `train.data`.
 
-    python -m benchmarks.reader                    # makes ~2,000 400x300 JPEG records first
+    python -m benchmarks.reader                    # on a cached build of 2,000 generated photos
     python -m benchmarks.reader --data_dir OUT     # on a build job's output folder
 
 Both paths read the same shards in the same process and deliver batches of 60 images of 299x299
@@ -13,9 +13,10 @@ counts. Also reported: process CPU milliseconds per image, less sensitive to suc
     over the shards -> TFRecordReader -> parse -> decode_jpeg -> resize to 320x320 ->
     shuffle_batch with `--tf1_threads` threads; each batch is pulled to numpy with sess.run,
     centre-cropped to 299 in numpy and fed back through feed_dict to a trivial graph (scale to
-    [-1, 1], reduce_mean).
+    [-1, 1], reduce_mean), as the original fed float images.
 (b) `train.data.make_dataset(training=True)`: random-resized-crop decoding only the crop,
-    flip, [-1, 1]; each batch is reduced (reduce_mean) so that no work is skipped.
+    flip, uint8 batches (the model scales them to [-1, 1] on the device, as `train.models`
+    does); each batch is reduced (reduce_max) so that no work is skipped.
 
 Logs go to stderr; the last line on stdout is one JSON object with images/s for both and the
 ratio b / a.
@@ -25,25 +26,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import logging
 import os
-import tempfile
 import time
 
-import numpy as np
-from PIL import Image
 
-from schemas import features, layout
+from benchmarks import shards
+from schemas import features
 
 TF1_RESIZE = 320  # the original resized to 320x320, then centre-cropped 299 in numpy
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
-    data_dir: str | None  # None: write synthetic shards to a temporary folder
-    num_records: int = 2000  # synthetic records
+    data_dir: str | None  # None: a cached build of generated photos (benchmarks/shards.py)
+    num_records: int = 2000  # generated photos to build, without data_dir
     num_images: int = 3000  # timed per path per round
     warmup_batches: int = 10
     rounds: int = 3
@@ -51,53 +49,6 @@ class BenchConfig:
     image_size: int = 299
     tf1_threads: int = 4  # shuffle_batch threads: "several", as the original
     split: str = "train"
-
-
-def _photo_like_jpeg(rng: np.random.Generator, size: tuple[int, int], quality: int) -> bytes:
-    """A smooth random colour field plus fine texture: ~40 KB at 400x300 q90, like a photo."""
-    width, height = size
-    field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
-    pixels = np.asarray(field.resize((width, height), Image.BICUBIC), np.int16)
-    pixels = pixels + rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
-        buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def write_synthetic_build(out_dir: str, num_records: int, *, size: tuple[int, int] = (400, 300),
-                          quality: int = 90, num_shards: int = 8, num_classes: int = 10,
-                          seed: int = 0) -> layout.BuildInfo:
-    """Shards + build_info.json in the build job's layout (enough for `train.data`)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    rng = np.random.default_rng(seed)
-    writers = [tf.io.TFRecordWriter(os.path.join(
-        out_dir, layout.shard_name("bench", "train", i, num_shards))) for i in range(num_shards)]
-    total_bytes = 0
-    for n in range(num_records):
-        label = int(rng.integers(num_classes))
-        image = _photo_like_jpeg(rng, size, quality)
-        total_bytes += len(image)
-        writers[n % num_shards].write(features.to_example({
-            "image": image, "format": features.IMAGE_FORMAT, "height": size[1],
-            "width": size[0], "label": label, "label_text": f"class {label}",
-            "supercategory": 0, "source_id": str(n)}))
-    for writer in writers:
-        writer.close()
-    logging.info("Wrote %d records (mean JPEG %.1f KB) in %d shards to %s", num_records,
-                 total_bytes / num_records / 1e3, num_shards, out_dir)
-    shards = tuple(layout.ShardInfo(layout.shard_name("bench", "train", i, num_shards),
-                                    len(range(i, num_records, num_shards)))
-                   for i in range(num_shards))
-    info = layout.BuildInfo(
-        schema_version=features.SCHEMA_VERSION, dataset_name="bench", num_classes=num_classes,
-        splits={"train": layout.SplitInfo(num_records, shards, {}, "synthetic", "")},
-        supercategories=("synthetic",), class_weighting={"scheme": "none"}, files={},
-        options={"synthetic": True, "size": list(size), "quality": quality})
-    with open(os.path.join(out_dir, layout.BUILD_INFO), "w", encoding="utf-8") as f:
-        f.write(info.to_json())
-    return info
 
 
 class Tf1QueuePath:
@@ -154,7 +105,7 @@ class TfDataPath:
         reader_config = data.ReaderConfig(
             image_size=config.image_size, batch_size=config.batch_size,
             shuffle_buffer=min(10_000, num_records))  # a buffer beyond the data holds copies
-        self._reduce = tf.reduce_mean
+        self._reduce = tf.reduce_max  # any full pass over the uint8 batch
         self._iterator = iter(data.make_dataset(data_dir, config.split, reader_config,
                                                 training=True, seed=0, repeat=True))
 
@@ -187,26 +138,22 @@ def run(config: BenchConfig) -> dict:
     """Runs both paths and returns the summary (also printed by main)."""
     from train import data  # pylint: disable=import-outside-toplevel
 
-    with tempfile.TemporaryDirectory(prefix="reader_bench_") as tmp:
-        data_dir = config.data_dir
-        if data_dir is None:
-            data_dir = tmp
-            write_synthetic_build(tmp, config.num_records)
-        info = data.load_build_info(data_dir)
-        num_records = info.splits[config.split].num_records
-        paths = data.shard_paths(data_dir, info, config.split)
-        makers = {"tf1": lambda: Tf1QueuePath(paths, config),
-                  "tf_data": lambda: TfDataPath(data_dir, config, num_records)}
-        rates: dict[str, list[float]] = {name: [] for name in makers}
-        cpu_ms: dict[str, list[float]] = {name: [] for name in makers}
-        load_before = os.getloadavg()[0]
-        for round_index in range(config.rounds):
-            for name, make_path in makers.items():
-                rate, cpu = _time_round(make_path, config)
-                rates[name].append(rate)
-                cpu_ms[name].append(cpu)
-                logging.info("Round %d: %-7s %6.0f images/s, %.2f CPU ms/image (load %.1f)",
-                             round_index + 1, name, rate, cpu, os.getloadavg()[0])
+    data_dir = config.data_dir or shards.ensure_build(config.num_records)
+    info = data.load_build_info(data_dir)
+    num_records = info.splits[config.split].num_records
+    paths = data.shard_paths(data_dir, info, config.split)
+    makers = {"tf1": lambda: Tf1QueuePath(paths, config),
+              "tf_data": lambda: TfDataPath(data_dir, config, num_records)}
+    rates: dict[str, list[float]] = {name: [] for name in makers}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in makers}
+    load_before = os.getloadavg()[0]
+    for round_index in range(config.rounds):
+        for name, make_path in makers.items():
+            rate, cpu = _time_round(make_path, config)
+            rates[name].append(rate)
+            cpu_ms[name].append(cpu)
+            logging.info("Round %d: %-7s %6.0f images/s, %.2f CPU ms/image (load %.1f)",
+                         round_index + 1, name, rate, cpu, os.getloadavg()[0])
     best = {name: max(values) for name, values in rates.items()}
     return {
         "benchmark": "reader",
@@ -223,7 +170,7 @@ def run(config: BenchConfig) -> dict:
         "tf1_threads": config.tf1_threads,
         "cpus": os.cpu_count(),
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "data_dir": config.data_dir or "synthetic",
+        "data_dir": data_dir,
     }
 
 
@@ -231,10 +178,10 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     defaults = BenchConfig(data_dir=None)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--data_dir", default=None,
-                        help="a build output folder; default: synthetic shards in a temp folder")
+                        help="a build output folder; default: a cached build of generated photos")
     parser.add_argument("--split", default=defaults.split)
     parser.add_argument("--num_records", type=int, default=defaults.num_records,
-                        help="synthetic records to write (without --data_dir)")
+                        help="generated photos to build (without --data_dir)")
     parser.add_argument("--num_images", type=int, default=defaults.num_images,
                         help="images timed per path and round")
     parser.add_argument("--warmup_batches", type=int, default=defaults.warmup_batches)

@@ -23,6 +23,10 @@ LABEL_MAP = "label_map.json"  # list of {index, category_id, name, supercategory
 REJECTS = "rejects.jsonl"  # one JSON object per input not written
 BUILD_CONFIG = "build_config.json"  # the resolved build options
 
+# Where `python -m beam_jobs.build` with no flags writes the bundled sample's build, and where
+# the trainer looks by default (relative to the working directory; outputs/ is git-ignored).
+SAMPLE_BUILD_DIR = "outputs/sample_tfrecords"
+
 DATASET_NAME_RE = re.compile(r"^[a-zA-Z]\w*$")
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
-import json
 import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from pipeline import annotations, metadata
 from schemas import features, layout
 
 
@@ -72,13 +72,6 @@ def _per_class(value: int | Sequence[int], num_classes: int, what: str) -> list[
     if len(counts) != num_classes or any(c < 0 for c in counts):
         raise ValueError(f"{what} must be an int or {num_classes} non-negative ints, got {value!r}")
     return counts
-
-
-def _inverse_weights(counts: Sequence[int]) -> np.ndarray:
-    """Inverse frequency, normalised to mean 1 over all classes; classes without records get 0."""
-    counts = np.asarray(counts, np.float64)
-    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-    return weights * len(counts) / weights.sum()
 
 
 def write_fixture_build(
@@ -145,39 +138,14 @@ def write_fixture_build(
             annotation_file=f"{split}.json",
             annotation_sha256=hashlib.sha256(f"{dataset_name}/{split}/{seed}".encode()).hexdigest())
 
-    train_counts = per_split["train"]
-    weights = _inverse_weights(train_counts)
-    with open(os.path.join(out_dir, layout.LABEL_COUNTS), "w", encoding="utf-8") as f:
-        f.write("".join(f"{c}\n" for c in train_counts))
-    with open(os.path.join(out_dir, layout.CLASS_WEIGHTS), "w", encoding="utf-8") as f:
-        f.write("".join(f"{w:.8f}\n" for w in weights))
-    with open(os.path.join(out_dir, layout.LABELS), "w", encoding="utf-8") as f:
-        f.write("".join(f"{name}\n" for name in names))
-    label_map = [
-        {"index": i, "category_id": category_ids[i], "name": names[i],
-         "supercategory": supercategories[i % len(supercategories)],
-         "supercategory_index": i % len(supercategories)}
-        for i in range(num_classes)
-    ]
-    with open(os.path.join(out_dir, layout.LABEL_MAP), "w", encoding="utf-8") as f:
-        json.dump(label_map, f, indent=2)
-
-    info = layout.BuildInfo(
-        schema_version=features.SCHEMA_VERSION,
-        dataset_name=dataset_name,
-        num_classes=num_classes,
-        splits=splits,
-        supercategories=supercategories,
-        class_weighting={"scheme": "inverse",
-                         "formula": "w_c = (1 / n_c) * C / sum_k(1 / n_k); 0 where n_c == 0"},
-        files={"label_counts": layout.LABEL_COUNTS, "class_weights": layout.CLASS_WEIGHTS,
-               "labels": layout.LABELS, "label_map": layout.LABEL_MAP},
+    # The metadata files and build_info.json come from the build job's own writer.
+    label_map = annotations.build_label_map({"fixture": [
+        {"id": category_ids[i], "name": names[i],
+         "supercategory": supercategories[i % len(supercategories)]}
+        for i in range(num_classes)]})
+    info = metadata.write_build_outputs(
+        out_dir, dataset_name=dataset_name, label_map=label_map, splits=splits,
+        label_counts=np.asarray(per_split["train"]), class_weighting="inverse", beta=0.999,
         options={"fixture": True, "image_size": list(image_size), "seed": seed,
-                 "jpeg_quality": jpeg_quality},
-    )
-    # Last and atomically, as the build job does: its presence means the folder is complete.
-    tmp_path = os.path.join(out_dir, layout.BUILD_INFO + ".tmp")
-    with open(tmp_path, "w", encoding="utf-8") as f:
-        f.write(info.to_json())
-    os.replace(tmp_path, os.path.join(out_dir, layout.BUILD_INFO))
+                 "jpeg_quality": jpeg_quality})
     return info

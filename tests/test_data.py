@@ -99,15 +99,14 @@ class ReaderTest(tf.test.TestCase):
         batches = list(ds)
         self.assertLen(batches, 33 // 8)  # drop_remainder: 4 full batches, the last 1 dropped
         for images, labels, sample_weights in batches:
-            self.assertEqual(images.dtype, tf.float32)
+            self.assertEqual(images.dtype, tf.uint8)  # the model scales them, on the device
             self.assertEqual(labels.dtype, tf.int32)
             self.assertEqual(sample_weights.dtype, tf.float32)
             self.assertEqual(images.shape, (8, SIZE, SIZE, 3))
-            self.assertGreaterEqual(float(tf.reduce_min(images)), -1.0)
-            self.assertLessEqual(float(tf.reduce_max(images)), 1.0)
             self.assertAllClose(sample_weights, self.weights[labels.numpy()])
-        # Images use the range, not a sliver of it (scaling applied once, not twice).
-        self.assertGreater(float(tf.reduce_max(batches[0][0]) - tf.reduce_min(batches[0][0])), 1.0)
+        # Images use the range, not a sliver of it (no scaling slipped in on the host).
+        first = batches[0][0]
+        self.assertGreater(int(tf.reduce_max(first)) - int(tf.reduce_min(first)), 100)
 
     def test_repeat_keeps_every_training_batch_full(self):
         ds = data.make_dataset(self.dir, "train", self.config, training=True, repeat=True)
@@ -177,7 +176,8 @@ class ReaderTest(tf.test.TestCase):
         # Other seeds give other crops (the augmentation is not a no-op).
         others = [data.decode_train(image_bytes, SIZE, 0.1, seed=tf.constant([s, 0]))
                   for s in range(5)]
-        self.assertTrue(any(np.abs(o - eager).max() > 0.1 for o in others))
+        self.assertTrue(any(np.abs(o.numpy().astype(int) - eager.numpy()).max() > 20
+                            for o in others))
 
     def test_decode_train_whole_image_crop_equals_a_plain_resize(self):
         image_bytes = _raw_records(self.dir, self.info, "train")[0]["image"]
@@ -185,7 +185,8 @@ class ReaderTest(tf.test.TestCase):
         cropped = data.decode_train(image_bytes, SIZE, 1.0, aspect_ratio_range=(0.5, 2.0),
                                     random_flip=False, seed=tf.constant([1, 2]))
         full = tf.image.resize(tf.io.decode_jpeg(image_bytes, channels=3), [SIZE, SIZE])
-        self.assertAllClose(cropped, full / 127.5 - 1.0, atol=1e-5)
+        self.assertEqual(cropped.dtype, tf.uint8)
+        self.assertAllClose(tf.cast(cropped, tf.float32), full, atol=0.5)  # rounded, not cut
 
     def test_decode_eval_eagerly_and_inside_a_dataset_agree(self):
         image_bytes = _raw_records(self.dir, self.info, "val")[0]["image"]
@@ -195,8 +196,8 @@ class ReaderTest(tf.test.TestCase):
         self.assertAllEqual(eager, in_graph)
         # The centre square of 87.5% of the 30 px side: 26 x 26 at (2, 7).
         decoded = tf.cast(tf.io.decode_jpeg(image_bytes, channels=3), tf.float32)
-        expected = tf.image.resize(decoded[2:28, 7:33], [SIZE, SIZE]) / 127.5 - 1.0
-        self.assertAllClose(eager, expected, atol=1e-5)
+        expected = tf.image.resize(decoded[2:28, 7:33], [SIZE, SIZE])
+        self.assertAllClose(tf.cast(eager, tf.float32), expected, atol=0.5)
 
     def test_crop_window_respects_a_per_record_min_area(self):
         shape = tf.constant([300, 400, 3])
@@ -255,7 +256,7 @@ class FixtureTest(tf.test.TestCase):
                                 [3, 0, 2])
             weights = data.load_class_weights(out, info)
             self.assertEqual(weights[1], 0.0)  # no records, no weight
-            self.assertAllClose(weights.mean(), 1.0)
+            self.assertAllClose(weights[weights > 0].mean(), 1.0)  # over classes with records
             records = _raw_records(out, info, "train")
             self.assertLen(records, info.splits["train"].num_records)
             self.assertEqual(collections.Counter(int(r["label"]) for r in records), {0: 3, 2: 2})

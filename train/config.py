@@ -14,7 +14,9 @@ import dataclasses
 import json
 from typing import Optional, Sequence
 
-DEFAULT_DATA_DIR = "outputs/sample_tfrecords"  # where `python -m beam_jobs.build` writes the sample
+from schemas import layout
+
+DEFAULT_DATA_DIR = layout.SAMPLE_BUILD_DIR  # where `python -m beam_jobs.build` writes the sample
 DEFAULT_MODEL_DIR = "runs/sample"
 CONFIG_FILE = "config.json"
 

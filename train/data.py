@@ -4,7 +4,7 @@
     weights = load_class_weights(data_dir, info)
     ds = make_dataset(data_dir, "train", ReaderConfig(image_size=299, batch_size=60),
                       training=True, class_weights=weights, repeat=True)
-    for images, labels, sample_weights in ds: ...   # [B, S, S, 3] in [-1, 1], [B], [B]
+    for images, labels, sample_weights in ds: ...   # uint8 [B, S, S, 3], [B], [B]
 
 Everything is read through `tf.io.gfile`, so `data_dir` may be a `gs://` folder. The number of
 classes, the shard files and their record counts come from `build_info.json`; the per-record
@@ -174,9 +174,11 @@ def per_class_min_crop_area(label_counts: np.ndarray, config: ReaderConfig) -> n
 # Per-record decoding: plain functions, usable eagerly and inside Dataset.map.
 
 
-def _to_unit_range(image: tf.Tensor) -> tf.Tensor:
-    """[0, 255] -> [-1, 1], the range Inception-family models expect."""
-    return tf.cast(image, tf.float32) * (2.0 / 255.0) - 1.0
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+    """The resize's float pixels back to uint8 (rounded). Batches stay uint8 on the host: a
+    quarter of float32's bytes to batch, prefetch and copy to the GPU, where the model's first
+    layer (`train.models.to_model_range`) scales them to [-1, 1]."""
+    return tf.saturate_cast(image + 0.5, tf.uint8)
 
 
 def sample_crop_window(jpeg_shape: tf.Tensor, min_area: float | tf.Tensor, *,
@@ -204,7 +206,7 @@ def decode_train(image_bytes: tf.Tensor, image_size: int, min_area: float | tf.T
                  min_area_floor: float | None = None,
                  aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
                  random_flip: bool = True, seed: tf.Tensor | None = None) -> tf.Tensor:
-    """JPEG bytes -> float32 [S, S, 3] in [-1, 1]: random-resized-crop, decoding only the crop.
+    """JPEG bytes -> uint8 [S, S, 3]: random-resized-crop, decoding only the crop.
 
     Args:
       min_area: the crop covers at least this fraction of the image; a Python float or a scalar
@@ -232,12 +234,12 @@ def decode_train(image_bytes: tf.Tensor, image_size: int, min_area: float | tf.T
         image = tf.cond(tf.random.stateless_uniform([], flip_seed) < 0.5,
                         lambda: tf.reverse(image, axis=[1]), lambda: image)
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
-    return _to_unit_range(image)
+    return _to_uint8(image)
 
 
 def decode_eval(image_bytes: tf.Tensor, image_size: int,
                 central_fraction: float = 0.875) -> tf.Tensor:
-    """JPEG bytes -> float32 [S, S, 3] in [-1, 1]: the centre square, resized.
+    """JPEG bytes -> uint8 [S, S, 3]: the centre square, resized.
 
     The square's side is `central_fraction` of the shorter side (as timm and big_vision evaluate;
     Inception's 87.5% centre crop without its aspect distortion), so eval keeps aspect ratios.
@@ -250,7 +252,7 @@ def decode_eval(image_bytes: tf.Tensor, image_size: int,
     crop_window = tf.stack([(height - side) // 2, (width - side) // 2, side, side])
     image = tf.io.decode_and_crop_jpeg(image_bytes, crop_window, channels=3)
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
-    return _to_unit_range(image)
+    return _to_uint8(image)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +274,7 @@ def make_dataset(data_dir: str, split: str, config: ReaderConfig, *, training: b
                  label_counts: np.ndarray | None = None,
                  input_context: tf.distribute.InputContext | None = None,
                  seed: int | None = None, repeat: bool = False) -> tf.data.Dataset:
-    """Batches of (images float32 [B, S, S, 3] in [-1, 1], labels int32 [B], weights float32 [B]).
+    """Batches of (images uint8 [B, S, S, 3], labels int32 [B], weights float32 [B]).
 
     Args:
       training: shuffle files and records, random-resized-crop + flip, drop the last partial

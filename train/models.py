@@ -1,7 +1,9 @@
 """The classifiers: a small CNN for CPUs and tests, and InceptionResNetV2 with a new head.
 
-Both take images in [-1, 1] (what `train.data` yields and what InceptionResNetV2 expects) and
-return float32 logits, also under mixed precision, so the loss is computed in float32.
+Both take uint8 images (what `train.data` yields), scale them to [-1, 1] (what
+InceptionResNetV2 expects) in their first layer, on the accelerator, and return float32 logits,
+also under mixed precision, so the loss is computed in float32. A saved model therefore takes
+decoded images as they are.
 
     model = build_model("small_cnn", num_classes=12, image_size=64)
 """
@@ -14,6 +16,17 @@ import math
 import keras
 
 log = logging.getLogger(__name__)
+
+
+def image_input(image_size: int):
+    """uint8 [S, S, 3] images in, [-1, 1] floats out (in the compute dtype)."""
+    inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="image")
+    return inputs, to_model_range(inputs)
+
+
+def to_model_range(images):
+    """uint8 [0, 255] -> [-1, 1]: done by the model, on the device, not by the input pipeline."""
+    return keras.layers.Rescaling(2.0 / 255.0, offset=-1.0, name="to_model_range")(images)
 
 
 def conv_bn(x, filters: int, kernel_size: int = 3, strides: int = 1, name: str = ""):
@@ -31,8 +44,7 @@ def conv_bn(x, filters: int, kernel_size: int = 3, strides: int = 1, name: str =
 
 def small_cnn(num_classes: int, image_size: int, widths=(32, 64, 128, 128)) -> keras.Model:
     """Four stride-2 stages of conv_bn, global average pooling, a dense head (~0.3M params)."""
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = inputs
+    inputs, x = image_input(image_size)
     for i, width in enumerate(widths):
         x = conv_bn(x, width, strides=2, name=f"stage{i}a")
         x = conv_bn(x, width, name=f"stage{i}b")
@@ -53,8 +65,8 @@ def inception_resnet_v2(num_classes: int, image_size: int, weights: str = "none"
         include_top=False, weights=None if weights == "none" else weights,
         input_shape=(image_size, image_size, 3), pooling="avg")
     backbone.trainable = not freeze_backbone
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    features = backbone(inputs, training=False) if freeze_backbone else backbone(inputs)
+    inputs, x = image_input(image_size)
+    features = backbone(x, training=False) if freeze_backbone else backbone(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(features)
     return keras.Model(inputs, logits, name="inception_resnet_v2")
 

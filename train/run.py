@@ -192,7 +192,7 @@ def _train(config: config_lib.TrainConfig, strategy) -> dict:
                 _write_scalars(_weight_scalars(model, config), step=0)  # where the norms start
                 if config.num_summary_images:
                     images = strategy.experimental_local_results(batch[0])[0]
-                    tf.summary.image("train/augmented_images", (images + 1.0) / 2.0, step=0,
+                    tf.summary.image("train/augmented_images", images, step=0,  # uint8 as is
                                      max_outputs=config.num_summary_images)
             outputs = train_step(batch) | {"steps": 1.0}
             step += 1
