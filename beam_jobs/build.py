@@ -61,8 +61,14 @@ def run(config: BuildConfig, beam_args: Sequence[str]) -> layout.BuildInfo:
         storage.delete_tree(info_path)
     start = time.monotonic()
     options = PipelineOptions(list(beam_args), save_main_session=False)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, plan)
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, config, plan)
+    except Exception as e:  # pylint: disable=broad-except; re-raised unless it is ours
+        failure = metadata.BuildFailed.from_runner_error(e)
+        if failure is None:
+            raise
+        raise failure from e
     elapsed = time.monotonic() - start
     info = layout.BuildInfo.from_json(storage.read_bytes(info_path).decode("utf-8"))
     _remove_stale_shards(config, info)

@@ -22,6 +22,23 @@ from schemas import features, layout
 class BuildFailed(RuntimeError):
     """The build finished writing but its output must not be marked complete."""
 
+    @classmethod
+    def from_runner_error(cls, error: Exception) -> "BuildFailed | None":
+        """The BuildFailed inside a runner's error, if any. Raised in a worker, it reaches the
+        driver as the runner's own exception (a RuntimeError holding the worker's traceback on
+        the multi-processing runner), so it is recognised by its name in that text."""
+        marker = f"{cls.__module__}.{cls.__qualname__}: "
+        text = str(error)
+        if isinstance(error, cls):
+            message = text
+        elif marker in text:
+            message = text.rsplit(marker, 1)[1]
+        else:
+            return None
+        for end in ("\n", " [while running"):  # the traceback's rest, Beam's stage suffix
+            message = message.split(end, 1)[0]
+        return cls(message.replace("\\'", "'"))
+
 
 @dataclasses.dataclass(frozen=True)
 class WrittenShard:

@@ -131,8 +131,11 @@ def test_rerun_is_byte_identical_across_modes(built, raw, tmp_path):
     assert (tmp_path / layout.REJECTS).read_bytes() == (out / layout.REJECTS).read_bytes()
 
 
-def test_too_many_rejects_fails_after_writing_rejects(raw, tmp_path):
-    assert build.main(_args(raw, tmp_path, *IN_MEMORY)) == 1  # default 1% threshold
+@pytest.mark.parametrize("mode", [IN_MEMORY, MULTI_PROCESSING], ids=["in_memory", "multi_processing"])
+def test_too_many_rejects_fails_after_writing_rejects(raw, tmp_path, mode, capsys):
+    assert build.main(_args(raw, tmp_path, *mode)) == 1  # default 1% threshold
+    err = capsys.readouterr().err
+    assert "build failed: 9 of 38 inputs were rejected (23.68% > --max_reject_fraction 1.00%)" in err
     assert (tmp_path / layout.REJECTS).read_text().count("\n") > 5
     assert not (tmp_path / layout.BUILD_INFO).exists()
 
