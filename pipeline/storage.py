@@ -15,14 +15,27 @@ from apache_beam.io.filesystems import FileSystems
 
 _RAW = CompressionTypes.UNCOMPRESSED  # never guess a compression from a file's extension
 
+try:  # present only with apache-beam[gcp], the only way a gs:// path can be read
+    from google.api_core.exceptions import NotFound as _GcsNotFound
+    _REMOTE_NOT_FOUND: tuple = (_GcsNotFound,)
+except ImportError:
+    _REMOTE_NOT_FOUND = ()  # `except ()` catches nothing
+
 
 class PathEscapesRoot(ValueError):
     """A `file_name` from the annotations points outside `--images_root`."""
 
 
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=_RAW) as f:
-        return f.read()
+    """The file's bytes; FileNotFoundError if it does not exist, on any filesystem."""
+    try:
+        with FileSystems.open(path, compression_type=_RAW) as f:
+            return f.read()
+    except _REMOTE_NOT_FOUND as e:
+        # Beam's GCS filesystem lets the client library's 404 (google.api_core NotFound, not an
+        # OSError) escape for a missing object or bucket; callers tell a missing input from an
+        # unreadable one by FileNotFoundError, as for local files.
+        raise FileNotFoundError(f"{path}: no such file") from e
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -57,9 +70,15 @@ def ensure_dir(path: str) -> None:
 
 
 def delete_tree(path: str) -> None:
-    """Deletes a folder and what is in it, if it exists."""
+    """Deletes a folder and what is in it (or a single file), if it exists."""
     if FileSystems.exists(path):
         FileSystems.delete([path])
+    elif FileSystems.get_scheme(path) == "gs":
+        # gs:// has no folders: a "folder" is a name prefix, `exists` is False for it, and its
+        # objects would be left behind. Beam's GCS filesystem deletes every object under a
+        # prefix when the path ends with "/" (a no-op when there is none); the slash also keeps
+        # `out/_tmp_a` from taking `out/_tmp_ab` with it.
+        FileSystems.delete([path.rstrip("/") + "/"])
 
 
 def exists(path: str) -> bool:
