@@ -60,8 +60,13 @@ def _mean(points):
 
 def test_loss_decreases(trained):
     _, summary, scalars = trained
-    loss = scalars["loss/cross_entropy_weighted"]
-    assert _mean(loss[-3:]) < 0.6 * _mean(loss[:3]), loss
+    # The colour classes are learnt within a few steps, and batches of 8 with inverse-frequency
+    # weights make single windows spiky (one misclassified rare example), so compare the first
+    # window (near chance, ln 4 = 1.39) with the mean of the whole second half of the run.
+    for tag in ("loss/cross_entropy_weighted", "loss/cross_entropy_unweighted"):
+        loss = scalars[tag]
+        assert _mean(loss[len(loss) // 2:]) < 0.6 * loss[0][1], (tag, loss)
+    assert scalars["val/cross_entropy"][-1][1] < 0.7 * np.log(4), scalars["val/cross_entropy"]
     assert summary["top1"] > 0.5  # chance is 0.25
 
 
