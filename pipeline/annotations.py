@@ -274,6 +274,13 @@ def join_annotations(data: dict, split: str, path: str,
     written image ids are unique. Raises AnnotationError (eagerly, before the first item) for a
     file without images, or with images but no annotations (a test-set file).
     """
+    check_labelled(data, path)
+    return _join(data["images"], data["annotations"], split, path, label_map)
+
+
+def check_labelled(data: dict, path: str) -> None:
+    """Raises AnnotationError unless the file has images and a list of annotations: the driver
+    calls this to fail fast, `join_annotations` again on the worker."""
     images = data.get("images")
     if not isinstance(images, list) or not images:
         raise AnnotationError(f"{path}: has no images; an empty split cannot be built")
@@ -284,7 +291,6 @@ def join_annotations(data: dict, split: str, path: str,
     if not isinstance(annotations, list):
         raise AnnotationError(
             f"{path}: 'annotations' is a JSON {_json_type(annotations)}, expected a list")
-    return _join(images, annotations, split, path, label_map)
 
 
 def _join(images: list, annotations: list, split: str, path: str,

@@ -31,10 +31,7 @@ def plan_build(split_paths: Sequence[tuple[str, str]], output_dir: str) -> Build
             raise annotations.AnnotationError(f"{path}: annotation file not found")
         raw = storage.read_bytes(path)
         data = annotations.parse_annotation_file(raw, path)
-        if not data.get("annotations"):
-            raise annotations.AnnotationError(
-                f"{path}: has no annotations (a test-set file?); only labelled splits can be "
-                f"built (split {split!r})")
+        annotations.check_labelled(data, path)
         categories[path] = data["categories"]
         files[split] = (path, storage.sha256_of(raw))
         logging.info("split %s: %s (%d images, %d annotations)", split, path,

@@ -20,9 +20,8 @@ MULTIPLE_ANNOTATIONS = "multiple_annotations"  # more than one annotation for on
 UNANNOTATED_IMAGE = "unannotated_image"  # image in a labelled split without an annotation
 
 REASONS = (MISSING_FILE, UNREADABLE_FILE, EMPTY_FILE, UNDECODABLE_IMAGE, TOO_MANY_PIXELS,
-           PATH_ESCAPES_ROOT,
-           UNKNOWN_CATEGORY, UNKNOWN_IMAGE, DUPLICATE_IMAGE_ID, MULTIPLE_ANNOTATIONS,
-           UNANNOTATED_IMAGE)
+           PATH_ESCAPES_ROOT, UNKNOWN_CATEGORY, UNKNOWN_IMAGE, DUPLICATE_IMAGE_ID,
+           MULTIPLE_ANNOTATIONS, UNANNOTATED_IMAGE)
 
 
 @dataclasses.dataclass(frozen=True)

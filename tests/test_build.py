@@ -84,7 +84,7 @@ def test_label_counts_match_written_train_records(raw, built):
     weights = np.loadtxt(out / layout.CLASS_WEIGHTS)
     assert weights.shape == (3,) and np.isclose(weights.mean(), 1.0)
     assert np.all(np.diff(weights[np.argsort(counts)]) <= 0), "rarer classes weigh more"
-    source = {i: l for i, l in raw["labels"]["train"].items()}
+    source = raw["labels"]["train"]
     for r in _read_split(out, info, "train"):
         assert r["label"] == source[r["source_id"].decode()]
 
